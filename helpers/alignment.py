@@ -158,7 +158,7 @@ def bootstrap_intervals(
 
 
 def caption_relevance(captions: Sequence[str]) -> Bool[torch.Tensor, "n n"]:
-    """Return the matrix whose entry (i, j) says that caption j describes image i (equal captions)."""
+    """Return the matrix whose entry (i, j) is True when caption j describes image i (equal captions)."""
     codes = {caption: i for i, caption in enumerate(dict.fromkeys(captions))}
     index = torch.tensor([codes[c] for c in captions])
     return index[:, None] == index[None, :]

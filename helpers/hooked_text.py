@@ -45,7 +45,7 @@ _READ_ONLY = ("attn.hook_pattern",)
 
 @dataclass(frozen=True)
 class HookContext:
-    """What a hook function receives beside the activation."""
+    """The context a hook function receives beside the activation: the hook name."""
 
     name: str
 

@@ -4,7 +4,7 @@ vit-prisma 0.1.4 converts Hugging Face CLIP vision towers with
 ``HookedViT.from_pretrained(path, is_timm=False, is_clip=True)``, but two
 gaps stop it from loading real OpenAI checkpoints faithfully:
 
-* its MLP knows no ``quick_gelu`` (x * sigmoid(1.702 x)), the activation of
+* its MLP has no ``quick_gelu`` (x * sigmoid(1.702 x)), the activation of
   OpenAI CLIP, and raises on it;
 * it sizes the output head from ``vision_config.projection_dim``, while
   ``CLIPModel`` projects to the top-level ``config.projection_dim``; the two

@@ -76,7 +76,7 @@ def _embedded_hint() -> str:
 
 
 def check_checkpoint_folder(path: Path) -> None:
-    """Check that ``path`` holds a Hugging Face CLIP checkpoint in safetensors.
+    """Check that ``path`` contains a Hugging Face CLIP checkpoint in safetensors.
 
     Raises:
         ModelLoadError: naming the folder and what is wrong with it.

@@ -1,6 +1,6 @@
 """ShapesWorld: synthetic scenes of coloured shapes with exact ground truth.
 
-Every image holds one or two flat-coloured objects on a dark, slightly noisy
+Every image contains one or two flat-coloured objects on a dark, slightly noisy
 background. Each object has a shape, a colour, a size and a position, and the
 generator returns, beside the RGB image and its caption, the attributes of
 every object and its pixel mask. Interpretability methods are scored against

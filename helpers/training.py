@@ -53,7 +53,7 @@ def clip_loss(
 ) -> torch.Tensor:
     """Return the symmetric contrastive (InfoNCE) loss of CLIP (Radford et al. 2021).
 
-    Row ``i`` of both inputs is a matching pair; every other row of the batch
+    Row ``i`` of both inputs is a matching pair. Every other row of the batch
     is a negative, so a batch must not repeat a caption.
     """
     image_embeds = F.normalize(image_embeds, dim=-1)

@@ -12,7 +12,7 @@ Steps:
 3. Run ``jupyter-book build`` with warnings as errors; the HTML lands in
    ``<build>/html``.
 
-``<build>`` is ``_build`` unless ``$BOOK_BUILD_DIR`` says otherwise.
+``<build>`` is ``_build`` unless ``$BOOK_BUILD_DIR`` names another folder.
 """
 
 from __future__ import annotations
