@@ -49,6 +49,11 @@ def check_page(context, page_path: Path, html_dir: Path) -> tuple[int, int, list
     page = context.new_page()
     page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}") if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "requestfailed",
+        lambda request: problems.append(f"request failed: {request.url} ({request.failure})")
+        if request.url.startswith("file://") else None,
+    )
     page.goto(page_path.as_uri(), wait_until="load")
     figures = page.locator("div.plotly-graph-div").count()
     if figures:
