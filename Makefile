@@ -16,7 +16,7 @@ help:
 	@echo "make test        run the whole test suite (unit tests, notebooks, book build, browser check)"
 	@echo "make check-book  open every built page in headless Chromium, offline, and check its figures"
 	@echo "make lab         start JupyterLab on notebooks/"
-	@echo "make models      retrain the embedded checkpoints into data/models (about 5 min)"
+	@echo "make models      retrain the embedded checkpoints into data/models (about 15 min)"
 	@echo "make nbval-refs  re-record the quick-mode outputs that the tests compare against"
 	@echo "make bench       run the benchmarks in benchmarks/"
 
@@ -50,6 +50,8 @@ lab: $(STAMP)
 models: $(STAMP)
 	$(VENV)/bin/papermill notebooks/00_embedded_models.ipynb $(BUILD)/executed/00_embedded_models.train.ipynb \
 		-p train True -p output_dir $(CURDIR)/data/models/shapes-clip --cwd $(CURDIR)
+	$(VENV)/bin/papermill notebooks/03_fusion_tracing.ipynb $(BUILD)/executed/03_fusion_tracing.train.ipynb \
+		-p train True -p output_dir $(CURDIR)/data/models/shapes-blip --cwd $(CURDIR)
 
 nbval-refs: $(STAMP)
 	$(PY) scripts/record_nbval_refs.py
