@@ -13,7 +13,7 @@ NOTEBOOK = REPO_ROOT / "notebooks" / "01_attention_probing.ipynb"
     "parameters, message",
     [
         ({"n_images": 5}, "n_images=5 must be at least 40"),
-        ({"dataset": "nope"}, "parameter dataset='nope' is invalid: unknown dataset 'nope'"),
+        ({"dataset": "nope"}, "parameter dataset='nope' is neither a built-in data set"),
     ],
 )
 def test_bad_parameter_stops_notebook(tmp_path, parameters, message):
