@@ -84,3 +84,14 @@ def test_bad_parameter_stops_with_clear_error(tmp_path, parameters, message):
 def test_quick_runs_leave_sources_unchanged(quick_book):
     assert quick_book["sources_before"] == tree_digest(REPO_ROOT / "notebooks")
     assert quick_book["data_before"] == tree_digest(REPO_ROOT / "data")
+
+
+def test_alignment_rejects_k_not_below_n(tmp_path):
+    notebook = REPO_ROOT / "notebooks" / "02_embedding_alignment.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as caught:
+        papermill.execute_notebook(
+            str(notebook), str(tmp_path / "out.ipynb"), parameters={"n_images": 50, "k": 50},
+            cwd=str(REPO_ROOT), progress_bar=False,
+        )
+    assert caught.value.ename == "ParameterError"
+    assert "parameter k=50 must be at most 48" in caught.value.evalue
