@@ -163,7 +163,7 @@ def load_clip(spec: str, device: str | torch.device = "cpu") -> LoadedCLIP:
         folder = Path(spec).expanduser()
         if not folder.is_dir():
             raise ModelLoadError(
-                f"model path {spec!r} is a file; pass the folder that holds config.json and model.safetensors"
+                f"model path {spec!r} is a file; pass the folder that contains config.json and model.safetensors"
             )
         loaded = _load_folder(folder, spec, "local")
     elif _HUB_ID.match(spec):

@@ -1,4 +1,4 @@
-"""Where the repository keeps shipped data, checkpoints and build outputs."""
+"""Locations of shipped data, checkpoints and build outputs in the repository."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ DIGIT_NAMES: tuple[str, ...] = (
 )
 _FUNCTION_WORDS: tuple[str, ...] = ("a", "an", "and", "on", "the", "of", "handwritten", "digit", "photo")
 
-# Longest caption in tokens, start and end tokens included; longer text is truncated.
+# Maximum caption length in tokens, start and end tokens included. Longer text is truncated.
 MAX_LENGTH = 16
 
 

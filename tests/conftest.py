@@ -24,7 +24,7 @@ from helpers.vocabulary import build_tokenizer  # noqa: E402
 def quick_gelu_clip_dir(tmp_path_factory):
     """A randomly initialised quick_gelu CLIP saved in Hugging Face format.
 
-    It stands in for a real hub checkpoint such as openai/clip-vit-base-patch32:
+    It replaces a real hub checkpoint such as openai/clip-vit-base-patch32:
     quick_gelu in both towers, 224-pixel images with 32-pixel patches, and a
     vision config whose projection_dim (512, the default) differs from the
     model's (48).

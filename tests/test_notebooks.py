@@ -41,7 +41,8 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def test_notebooks_are_numbered():
     assert NOTEBOOKS, "no notebooks found"
     for path in NOTEBOOKS:
-        assert path.name[:2].isdigit() and path.name[2] == "_", path.name
+        assert path.name[:2].isdigit(), path.name
+        assert path.name[2] == "_", path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -53,7 +54,8 @@ def test_every_parameter_is_documented(path):
     for name, spec in inspected.items():
         assert len(spec["help"]) > 10, f"{path.name}: parameter {name} has no comment"
         assert spec["inferred_type_name"] != "None", f"{path.name}: parameter {name} has no type annotation"
-    assert "quick" in names and "seed" in names
+    assert "quick" in names
+    assert "seed" in names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
