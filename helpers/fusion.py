@@ -15,7 +15,6 @@ only, and no remote code is run.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -35,7 +34,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .loading import _HUB_ID, _PICKLE_SUFFIXES, ModelLoadError, _apply_default_permissions
+from .loading import _HUB_ID, ModelLoadError, _apply_default_permissions, check_checkpoint_folder
 from .paths import MODELS_DIR
 from .vocabulary import caption_words
 
@@ -219,30 +218,13 @@ def check_blip_folder(path: Path) -> None:
     Raises:
         ModelLoadError: naming the folder and what is wrong with it.
     """
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise ModelLoadError(
-            f"folder {str(path)!r} has no config.json; expected a Hugging Face BLIP checkpoint "
-            "(config.json, model.safetensors, tokenizer files, preprocessor_config.json)"
-        )
-    try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelLoadError(f"config.json in {str(path)!r} is not valid JSON: {error}") from None
-    if model_type != "blip":
-        raise ModelLoadError(
-            f"checkpoint {str(path)!r} is a {model_type!r} model; this loader needs a BLIP image-text "
-            "matching model (model_type 'blip'), for example a saved copy of Salesforce/blip-itm-base-coco"
-        )
-    if not (list(path.glob("*.safetensors")) or list(path.glob("*.safetensors.index.json"))):
-        pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-        if pickles:
-            raise ModelLoadError(
-                f"checkpoint {str(path)!r} has only pickle weights ({', '.join(pickles)}); pickle files are "
-                "never loaded because they can run code. Convert the weights to safetensors "
-                "(model.save_pretrained(folder, safe_serialization=True)) in a trusted environment"
-            )
-        raise ModelLoadError(f"checkpoint {str(path)!r} has no model.safetensors")
+    check_checkpoint_folder(
+        path,
+        model_type="blip",
+        family="BLIP",
+        expected="a BLIP image-text matching model (model_type 'blip'), for example a saved copy of "
+        "Salesforce/blip-itm-base-coco",
+    )
 
 
 def _load_pretrained(source: str | Path, name: str, kind: str) -> LoadedBLIP:

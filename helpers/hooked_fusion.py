@@ -85,7 +85,7 @@ _TEXT_SUFFIXES = (
 
 @dataclass(frozen=True)
 class HookPoint:
-    """What a hook function receives beside the activation."""
+    """The context a hook function receives beside the activation: the hook name."""
 
     name: str
 

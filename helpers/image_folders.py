@@ -479,7 +479,7 @@ def load_image_folder(spec: str | Path, n: int, seed: int = 0) -> FolderImages:
 
     Raises:
         ValueError: for ``n`` below 1.
-        DatasetError: when the path does not exist, holds no captions file,
+        DatasetError: when the path does not exist, contains no captions file,
             lists no image that exists, or no listed image can be decoded.
         CaptionFileError: when the captions file is malformed.
     """

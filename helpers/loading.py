@@ -75,8 +75,20 @@ def _embedded_hint() -> str:
     return f"embedded models: {', '.join(sorted(EMBEDDED_MODELS))}"
 
 
-def check_checkpoint_folder(path: Path) -> None:
-    """Check that ``path`` contains a Hugging Face CLIP checkpoint in safetensors.
+def check_checkpoint_folder(
+    path: Path,
+    model_type: str = "clip",
+    family: str = "CLIP",
+    expected: str | None = None,
+) -> None:
+    """Check that ``path`` contains a Hugging Face checkpoint of ``model_type`` in safetensors.
+
+    Args:
+        path: the checkpoint folder.
+        model_type: the ``model_type`` that config.json must name.
+        family: the model family named in the message about a missing config.json.
+        expected: what the message about a wrong ``model_type`` says the loader
+            needs; by default a CLIP dual encoder and the embedded models.
 
     Raises:
         ModelLoadError: naming the folder and what is wrong with it.
@@ -84,18 +96,17 @@ def check_checkpoint_folder(path: Path) -> None:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelLoadError(
-            f"folder {str(path)!r} has no config.json; expected a Hugging Face CLIP checkpoint "
+            f"folder {str(path)!r} has no config.json; expected a Hugging Face {family} checkpoint "
             "(config.json, model.safetensors, tokenizer files, preprocessor_config.json)"
         )
     try:
-        model_type = json.loads(config_file.read_text()).get("model_type")
+        found_type = json.loads(config_file.read_text()).get("model_type")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelLoadError(f"config.json in {str(path)!r} is not valid JSON: {error}") from None
-    if model_type != "clip":
-        raise ModelLoadError(
-            f"checkpoint {str(path)!r} is a {model_type!r} model; this loader needs a CLIP dual "
-            f"encoder (model_type 'clip'); {_embedded_hint()}"
-        )
+    if found_type != model_type:
+        if expected is None:
+            expected = f"a CLIP dual encoder (model_type 'clip'); {_embedded_hint()}"
+        raise ModelLoadError(f"checkpoint {str(path)!r} is a {found_type!r} model; this loader needs {expected}")
     safetensors = list(path.glob("*.safetensors")) + list(path.glob("*.safetensors.index.json"))
     if not safetensors:
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES)
