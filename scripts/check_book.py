@@ -16,6 +16,7 @@ without one.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ CHROMIUM_FLAGS = [
 ]
 # Plotly draws after the page's load event; wait this long for every figure.
 DRAW_TIMEOUT_MS = 15_000
+# Jupyter Book writes the root index.html as a bare meta-refresh redirect.
+REDIRECT = re.compile(r'<meta\s+http-equiv="Refresh"\s+content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
 
 
 def pages(html_dir: Path) -> list[Path]:
@@ -41,6 +44,24 @@ def pages(html_dir: Path) -> list[Path]:
         p for p in html_dir.rglob("*.html")
         if p.name not in SKIPPED and not {"_static", "_sources", "_images"} & set(p.relative_to(html_dir).parts)
     )
+
+
+def redirect_target(page_path: Path) -> str | None:
+    """The URL a meta-refresh page sends the reader to, or None for a normal page."""
+    match = REDIRECT.search(page_path.read_text(encoding="utf-8", errors="replace")[:2000])
+    return match.group(1) if match else None
+
+
+def check_redirect(page_path: Path, target: str) -> list[str]:
+    """A redirect page is fine when its target is a file of the book.
+
+    Opening it in the browser would race the navigation against the figure
+    count, so it is checked on disk instead.
+    """
+    destination = (page_path.parent / target.split("#")[0]).resolve()
+    if not destination.is_file():
+        return [f"redirects to {target}, which is not in the built book"]
+    return []
 
 
 def check_page(context, page_path: Path, html_dir: Path) -> tuple[int, int, list[str]]:
@@ -106,6 +127,15 @@ def main() -> int:
         context.route("**/*", route)
         for page_path in pages(html_dir):
             blocked.clear()
+            target = redirect_target(page_path)
+            if target is not None:
+                problems = check_redirect(page_path, target)
+                status = "ok" if not problems else "FAIL"
+                print(f"{status:4} {page_path.relative_to(html_dir)}: redirects to {target}")
+                for problem in problems:
+                    print(f"     {problem}")
+                failures += bool(problems)
+                continue
             figures, drawn, problems = check_page(context, page_path, html_dir)
             problems += [f"network request blocked: {url}" for url in blocked]
             total_figures += figures

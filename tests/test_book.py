@@ -49,3 +49,21 @@ def test_pages_draw_offline_in_chromium(quick_book):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 pages with problems" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (make test installs it)")
+def test_check_book_follows_redirects_on_disk(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.html").write_text("<html><body><p>intro</p></body></html>")
+    (tmp_path / "index.html").write_text('<meta http-equiv="Refresh" content="0; url=book/intro.html" />')
+    (tmp_path / "old.html").write_text('<meta http-equiv="Refresh" content="0; url=book/gone.html" />')
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "check_book.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "ok   index.html: redirects to book/intro.html" in result.stdout
+    assert "FAIL old.html: redirects to book/gone.html" in result.stdout
+    assert "1 pages with problems" in result.stdout
