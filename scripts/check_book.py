@@ -47,16 +47,16 @@ def pages(html_dir: Path) -> list[Path]:
 
 
 def redirect_target(page_path: Path) -> str | None:
-    """The URL a meta-refresh page sends the reader to, or None for a normal page."""
+    """Return the URL a meta-refresh page redirects to, or None for a normal page."""
     match = REDIRECT.search(page_path.read_text(encoding="utf-8", errors="replace")[:2000])
     return match.group(1) if match else None
 
 
 def check_redirect(page_path: Path, target: str) -> list[str]:
-    """A redirect page is fine when its target is a file of the book.
+    """Return the problems of a redirect page: none when its target file exists in the book.
 
-    Opening it in the browser would race the navigation against the figure
-    count, so it is checked on disk instead.
+    Opening the page in the browser would race the navigation against the
+    figure count, so the target is checked on disk instead.
     """
     destination = (page_path.parent / target.split("#")[0]).resolve()
     if not destination.is_file():
