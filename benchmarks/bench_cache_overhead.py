@@ -26,12 +26,14 @@ Each thread count (``--threads``; by default PyTorch's default, then 1) is
 one run. Results go to ``benchmarks/results/cache_overhead.json``, and the
 target is a ``cache_all`` ratio of at most 1.2.
 
-The allocator check repeats ``plain`` against ``cache_all`` on one thread in
-fresh processes. They alternate between glibc's default malloc settings and
-``MALLOC_TRIM_THRESHOLD_`` and ``MALLOC_MMAP_THRESHOLD_`` raised to 4 GB, with
-which memory freed after one call stays in the process for the next. The
-difference between the two shows how much of the caching cost is the kernel
-mapping and zeroing fresh pages for activations that the cache keeps alive.
+``hooked_vision_tower`` sets glibc to keep freed memory for reuse
+(:func:`helpers.memory.retain_freed_memory`), so the runs above measure the
+tower as the notebooks use it. The allocator check repeats ``plain`` against
+``cache_all`` on one thread in fresh processes, alternating between that
+setting and glibc's defaults (``tune_allocator=False``). With the defaults,
+the activations a full cache keeps alive are returned to the kernel when the
+cache is dropped, and the next pass maps and zeroes fresh pages. The
+difference between the two shows what the setting saves.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from helpers import encoding, load_clip, shapes  # noqa: E402
 from helpers.hooked_vision import hooked_vision_tower  # noqa: E402
+from helpers.memory import retain_freed_memory  # noqa: E402
 
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "cache_overhead.json"
 RATIO_GOAL = 1.2
@@ -181,15 +184,11 @@ def measure(hooked, loaded, pixels, sizes: dict[str, float], threads: int, args:
     }
 
 
-# glibc keeps freed memory below these sizes in the process instead of returning it to the kernel.
-RAISED_MALLOC_THRESHOLDS = {"MALLOC_TRIM_THRESHOLD_": "4000000000", "MALLOC_MMAP_THRESHOLD_": "4000000000"}
-
-
 def allocator_worker(args: argparse.Namespace) -> None:
     """Time ``plain`` and ``cache_all`` on one thread in this process and print one JSON line."""
     torch.set_num_threads(1)
     loaded = load_clip("shapes-clip")
-    hooked = hooked_vision_tower(loaded)
+    hooked = hooked_vision_tower(loaded, tune_allocator=not args.glibc_defaults)
     pixels = encoding.pixel_values(loaded, shapes.generate(args.batch, seed=args.seed, split="heldout").images)
     configurations = {"plain": lambda: hooked(pixels), "cache_all": lambda: hooked.run_with_cache(pixels)}
     times = time_rounds(configurations, args.rounds, args.warmup, args.seed)
@@ -204,8 +203,8 @@ def allocator_worker(args: argparse.Namespace) -> None:
 
 
 def allocator_check(args: argparse.Namespace, repeats: int = 3) -> dict:
-    """Run :func:`allocator_worker` ``repeats`` times with each malloc setting, alternating, in fresh processes."""
-    settings = {"default_malloc": {}, "raised_malloc_thresholds": RAISED_MALLOC_THRESHOLDS}
+    """Run :func:`allocator_worker` ``repeats`` times with each allocator setting, alternating, in fresh processes."""
+    settings = {"glibc_defaults": ["--glibc-defaults"], "retain_freed_memory": []}
     results: dict[str, list[dict]] = {name: [] for name in settings}
     command = [
         sys.executable, str(Path(__file__).resolve()), "--allocator-worker",
@@ -213,13 +212,11 @@ def allocator_check(args: argparse.Namespace, repeats: int = 3) -> dict:
     ]
     for _ in range(repeats):
         for name, extra in settings.items():
-            completed = subprocess.run(
-                command, env={**os.environ, **extra}, capture_output=True, text=True, check=True
-            )
+            completed = subprocess.run([*command, *extra], capture_output=True, text=True, check=True)
             results[name].append(json.loads(completed.stdout.strip().splitlines()[-1]))
     return {
         "torch_threads": 1,
-        "environment": {name: extra for name, extra in settings.items()},
+        "worker_arguments": settings,
         "median_ratio": {name: statistics.median(r["median_ratio"] for r in runs) for name, runs in results.items()},
         "processes": results,
     }
@@ -252,6 +249,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="path of the JSON report")
     parser.add_argument("--skip-allocator-check", action="store_true", help="leave out the malloc comparison")
     parser.add_argument("--allocator-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--glibc-defaults", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.allocator_worker:
         allocator_worker(args)
@@ -261,6 +259,7 @@ def main() -> int:
 
     loaded = load_clip("shapes-clip")
     hooked = hooked_vision_tower(loaded)
+    allocator_settings = retain_freed_memory()
     data = shapes.generate(args.batch, seed=args.seed, split="heldout")
     pixels = encoding.pixel_values(loaded, data.images)
     sizes = cached_megabytes(hooked, pixels)
@@ -288,6 +287,10 @@ def main() -> int:
             "cpu_count": os.cpu_count(),
             "default_torch_threads": default_threads,
             "torch": torch.__version__,
+        },
+        "allocator": {
+            "retain_freed_memory": allocator_settings.applied,
+            "threshold_bytes": allocator_settings.threshold_bytes,
         },
         "runs": runs,
         "allocator_check": allocator,
