@@ -49,17 +49,16 @@ cross-attention to hook.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 from jaxtyping import Float
 from torch import nn
 
 from .fusion import MATCH, NO_MATCH, LoadedBLIP, itm_logits
+from .module_hooks import HookFunction, HookRegistry, NameFilter, head_split_hook, input_hook, output_hook, pattern_hook
 
-HookFunction = Callable[[torch.Tensor, "HookPoint"], torch.Tensor | None]
 FusionInputs = dict[str, torch.Tensor]
 
 _VISION_SUFFIXES = (
@@ -100,11 +99,7 @@ class HookPoint:
         return int(parts[2]) if len(parts) > 2 and parts[1] == "blocks" else None
 
 
-def _first(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
-class HookedBlipITM(nn.Module):
+class HookedBlipITM(HookRegistry, nn.Module):
     """A BLIP ITM model with named hook points in both encoders.
 
     ``model(inputs)`` takes a dict with ``pixel_values`` (batch, 3, H, W),
@@ -147,11 +142,11 @@ class HookedBlipITM(nn.Module):
         point = HookPoint(name)
         vision_model, text_model = self.model.vision_model, self.model.text_encoder
         if name == "vision.hook_embed":
-            return self._output_hook(vision_model.embeddings, point, fn)
+            return output_hook(vision_model.embeddings, point, fn)
         if name == "vision.ln_post.hook_normalized":
             return self._sequence_output_hook(vision_model.post_layernorm, point, fn)
         if name == "text.hook_embed":
-            return self._output_hook(text_model.embeddings, point, fn)
+            return output_hook(text_model.embeddings, point, fn)
         layer_index = point.layer() if name.split(".")[0] in ("vision", "text") else None
         if layer_index is None or layer_index >= self.n_layers[point.stream]:
             raise KeyError(self._unknown(name))
@@ -162,49 +157,39 @@ class HookedBlipITM(nn.Module):
 
     def _register_vision(self, layer: nn.Module, suffix: str, point: HookPoint, fn: HookFunction):
         if suffix == "hook_resid_pre":
-            return self._input_hook(layer, point, fn)
+            return input_hook(layer, point, fn)
         if suffix == "attn.hook_pattern":
-            return self._pattern_hook(layer.self_attn, point, fn)
+            return pattern_hook(layer.self_attn, point, fn)
         if suffix == "attn.hook_z":
-            return self._z_hook(layer.self_attn.projection, point, fn, "vision")
+            return head_split_hook(layer.self_attn.projection, point, fn, self.n_heads["vision"], self.d_head["vision"])
         if suffix == "hook_attn_out":
-            return self._output_hook(layer.self_attn, point, fn)
+            return output_hook(layer.self_attn, point, fn)
         if suffix == "hook_mlp_out":
-            return self._output_hook(layer.mlp, point, fn)
+            return output_hook(layer.mlp, point, fn)
         if suffix == "hook_resid_post":
-            return self._output_hook(layer, point, fn)
+            return output_hook(layer, point, fn)
         raise KeyError(self._unknown(point.name))
 
     def _register_text(self, layer: nn.Module, suffix: str, point: HookPoint, fn: HookFunction):
         if suffix == "hook_resid_pre":
-            return self._input_hook(layer, point, fn)
+            return input_hook(layer, point, fn)
         if suffix == "attn.hook_pattern":
-            return self._pattern_hook(layer.attention.self, point, fn)
+            return pattern_hook(layer.attention.self, point, fn)
         if suffix == "attn.hook_z":
-            return self._z_hook(layer.attention.output.dense, point, fn, "text")
+            return head_split_hook(layer.attention.output.dense, point, fn, self.n_heads["text"], self.d_head["text"])
         if suffix == "hook_resid_mid":
-            return self._output_hook(layer.attention, point, fn)
+            return output_hook(layer.attention, point, fn)
         if suffix == "crossattn.hook_pattern":
-            return self._pattern_hook(layer.crossattention.self, point, fn)
+            return pattern_hook(layer.crossattention.self, point, fn)
         if suffix == "crossattn.hook_z":
-            return self._z_hook(layer.crossattention.output.dense, point, fn, "text")
+            return head_split_hook(layer.crossattention.output.dense, point, fn, self.n_heads["text"], self.d_head["text"])
         if suffix == "hook_resid_cross":
-            return self._output_hook(layer.crossattention, point, fn)
+            return output_hook(layer.crossattention, point, fn)
         if suffix == "mlp.hook_post":
-            return self._input_hook(layer.output.dense, point, fn)
+            return input_hook(layer.output.dense, point, fn)
         if suffix == "hook_resid_post":
-            return self._output_hook(layer, point, fn)
+            return output_hook(layer, point, fn)
         raise KeyError(self._unknown(point.name))
-
-    @staticmethod
-    def _output_hook(module: nn.Module, point: HookPoint, fn: HookFunction):
-        def hook(_module, _inputs, output):
-            result = fn(_first(output), point)
-            if result is None:
-                return None
-            return (result, *output[1:]) if isinstance(output, tuple) else result
-
-        return module.register_forward_hook(hook)
 
     @staticmethod
     def _sequence_output_hook(module: nn.Module, point: HookPoint, fn: HookFunction):
@@ -215,55 +200,6 @@ class HookedBlipITM(nn.Module):
             return fn(output, point) if output.ndim == 3 else None
 
         return module.register_forward_hook(hook)
-
-    @staticmethod
-    def _input_hook(module: nn.Module, point: HookPoint, fn: HookFunction):
-        def hook(_module, args, kwargs):
-            if args:
-                result = fn(args[0], point)
-                return None if result is None else ((result, *args[1:]), kwargs)
-            key = next(iter(kwargs))
-            result = fn(kwargs[key], point)
-            return None if result is None else (args, {**kwargs, key: result})
-
-        return module.register_forward_pre_hook(hook, with_kwargs=True)
-
-    @staticmethod
-    def _pattern_hook(module: nn.Module, point: HookPoint, fn: HookFunction):
-        def hook(_module, _inputs, output):
-            if fn(output[1], point) is not None:
-                raise ValueError(
-                    f"{point.name} is read-only: the pattern is used inside the attention module, "
-                    "so patch the matching hook_z instead"
-                )
-
-        return module.register_forward_hook(hook)
-
-    def _z_hook(self, module: nn.Module, point: HookPoint, fn: HookFunction, stream: str):
-        n_heads, d_head = self.n_heads[stream], self.d_head[stream]
-
-        def hook(_module, args):
-            z = args[0]
-            per_head = z.reshape(*z.shape[:-1], n_heads, d_head)
-            result = fn(per_head, point)
-            return None if result is None else (result.reshape(z.shape), *args[1:])
-
-        return module.register_forward_pre_hook(hook)
-
-    def _resolve(self, name: str | Callable[[str], bool]) -> list[str]:
-        return [n for n in self.hook_names if name(n)] if callable(name) else [name]
-
-    @contextlib.contextmanager
-    def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFunction]]) -> Iterator[None]:
-        """Attach ``(name or name filter, fn)`` hooks for the duration of a ``with`` block."""
-        handles = []
-        try:
-            for name, fn in fwd_hooks:
-                handles += [self._register(n, fn) for n in self._resolve(name)]
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
 
     # Forward passes -----------------------------------------------------------
 
@@ -278,21 +214,11 @@ class HookedBlipITM(nn.Module):
             return self(inputs)
 
     def run_with_cache(
-        self, inputs: FusionInputs, names_filter: Callable[[str], bool] | Iterable[str] | None = None
+        self, inputs: FusionInputs, names_filter: NameFilter = None
     ) -> tuple[Float[torch.Tensor, "batch 2"], dict[str, torch.Tensor]]:
         """Run the model and store the activations of the selected hooks (all by default), detached."""
-        if names_filter is None:
-            names = self.hook_names
-        elif callable(names_filter):
-            names = [n for n in self.hook_names if names_filter(n)]
-        else:
-            names = list(names_filter)
-        cache: dict[str, torch.Tensor] = {}
-
-        def store(activation: torch.Tensor, hook: HookPoint) -> None:
-            cache[hook.name] = activation.detach()
-
-        logits = self.run_with_hooks(inputs, [(name, store) for name in names])
+        cache, fwd_hooks = self._caching_hooks(names_filter)
+        logits = self.run_with_hooks(inputs, fwd_hooks)
         return logits, cache
 
     def read_out(self, residual: Float[torch.Tensor, "batch pos d_model"]) -> Float[torch.Tensor, " batch"]:

@@ -28,17 +28,15 @@ the output: a hook that returns a value there raises an error.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 from jaxtyping import Float, Int
 from torch import nn
 
 from .loading import LoadedCLIP
-
-HookFunction = Callable[[torch.Tensor, "HookContext"], torch.Tensor | None]
+from .module_hooks import HookFunction, HookRegistry, NameFilter, head_split_hook, input_hook, output_hook, pattern_hook
 
 _READ_ONLY = ("attn.hook_pattern",)
 
@@ -55,11 +53,7 @@ class HookContext:
         return int(parts[1]) if parts[0] == "blocks" else None
 
 
-def _first(output):
-    return output[0] if isinstance(output, tuple) else output
-
-
-class HookedTextTower(nn.Module):
+class HookedTextTower(HookRegistry, nn.Module):
     """The text tower and text projection of a ``CLIPModel``, with named hook points.
 
     Calling it maps ``input_ids`` and ``attention_mask`` of shape
@@ -108,9 +102,9 @@ class HookedTextTower(nn.Module):
     def _register(self, name: str, fn: HookFunction) -> torch.utils.hooks.RemovableHandle:
         context = HookContext(name)
         if name == "hook_embed":
-            return self._output_hook(self.text_model.embeddings, context, fn)
+            return output_hook(self.text_model.embeddings, context, fn)
         if name == "ln_final.hook_normalized":
-            return self._output_hook(self.text_model.final_layer_norm, context, fn)
+            return output_hook(self.text_model.final_layer_norm, context, fn)
         parts = name.split(".")
         if parts[0] != "blocks" or len(parts) < 3 or not parts[1].isdigit():
             raise KeyError(self._unknown(name))
@@ -120,82 +114,25 @@ class HookedTextTower(nn.Module):
         layer = self.text_model.encoder.layers[layer_index]
 
         if suffix == "hook_resid_pre":
-            return self._input_hook(layer, context, fn)
+            return input_hook(layer, context, fn)
         if suffix == "ln1.hook_normalized":
-            return self._output_hook(layer.layer_norm1, context, fn)
+            return output_hook(layer.layer_norm1, context, fn)
         if suffix == "attn.hook_pattern":
-            return layer.self_attn.register_forward_hook(self._pattern_hook(context, fn))
+            return pattern_hook(layer.self_attn, context, fn)
         if suffix == "attn.hook_z":
-            return layer.self_attn.out_proj.register_forward_pre_hook(self._z_hook(context, fn))
+            return head_split_hook(layer.self_attn.out_proj, context, fn, self.n_heads, self.d_head)
         if suffix == "hook_attn_out":
-            return self._output_hook(layer.self_attn, context, fn)
+            return output_hook(layer.self_attn, context, fn)
         if suffix == "mlp.hook_post":
-            return self._input_hook(layer.mlp.fc2, context, fn)
+            return input_hook(layer.mlp.fc2, context, fn)
         if suffix == "hook_mlp_out":
-            return self._output_hook(layer.mlp, context, fn)
+            return output_hook(layer.mlp, context, fn)
         if suffix == "hook_resid_post":
-            return self._output_hook(layer, context, fn)
+            return output_hook(layer, context, fn)
         raise KeyError(self._unknown(name))
 
     def _unknown(self, name: str) -> str:
         return f"unknown text hook {name!r}; valid names look like {self.hook_names[:4]} (see .hook_names)"
-
-    @staticmethod
-    def _output_hook(module: nn.Module, context: HookContext, fn: HookFunction):
-        def hook(_module, _inputs, output):
-            result = fn(_first(output), context)
-            if result is None:
-                return None
-            return (result, *output[1:]) if isinstance(output, tuple) else result
-
-        return module.register_forward_hook(hook)
-
-    @staticmethod
-    def _input_hook(module: nn.Module, context: HookContext, fn: HookFunction):
-        def hook(_module, args, kwargs):
-            if args:
-                result = fn(args[0], context)
-                return None if result is None else ((result, *args[1:]), kwargs)
-            key = next(iter(kwargs))
-            result = fn(kwargs[key], context)
-            return None if result is None else (args, {**kwargs, key: result})
-
-        return module.register_forward_pre_hook(hook, with_kwargs=True)
-
-    @staticmethod
-    def _pattern_hook(context: HookContext, fn: HookFunction):
-        def hook(_module, _inputs, output):
-            if fn(output[1], context) is not None:
-                raise ValueError(
-                    f"{context.name} is read-only in the text tower: the pattern is used inside "
-                    "the attention function, so patch attn.hook_z instead"
-                )
-
-        return hook
-
-    def _z_hook(self, context: HookContext, fn: HookFunction):
-        n_heads, d_head = self.n_heads, self.d_head
-
-        def hook(_module, args):
-            z = args[0]
-            per_head = z.reshape(*z.shape[:-1], n_heads, d_head)
-            result = fn(per_head, context)
-            return None if result is None else (result.reshape(z.shape),)
-
-        return hook
-
-    @contextlib.contextmanager
-    def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFunction]]) -> Iterator[None]:
-        """Attach ``(name or name filter, fn)`` hooks for the duration of a ``with`` block."""
-        handles = []
-        try:
-            for name, fn in fwd_hooks:
-                names = [n for n in self.hook_names if name(n)] if callable(name) else [name]
-                handles += [self._register(n, fn) for n in names]
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
 
     # Forward passes ---------------------------------------------------------
 
@@ -221,25 +158,15 @@ class HookedTextTower(nn.Module):
         self,
         input_ids: Int[torch.Tensor, "batch token"],
         attention_mask: Int[torch.Tensor, "batch token"] | None = None,
-        names_filter: Callable[[str], bool] | Iterable[str] | None = None,
+        names_filter: NameFilter = None,
     ) -> tuple[Float[torch.Tensor, "batch d_proj"], dict[str, torch.Tensor]]:
         """Run the tower and store the activations of the selected hooks (all by default).
 
         Returns:
             The embeddings and a dict from hook name to a detached activation.
         """
-        if names_filter is None:
-            names = self.hook_names
-        elif callable(names_filter):
-            names = [n for n in self.hook_names if names_filter(n)]
-        else:
-            names = list(names_filter)
-        cache: dict[str, torch.Tensor] = {}
-
-        def store(activation: torch.Tensor, hook: HookContext) -> None:
-            cache[hook.name] = activation.detach()
-
-        output = self.run_with_hooks(input_ids, attention_mask, [(name, store) for name in names])
+        cache, fwd_hooks = self._caching_hooks(names_filter)
+        output = self.run_with_hooks(input_ids, attention_mask, fwd_hooks)
         return output, cache
 
     def end_of_text_index(self, input_ids: Int[torch.Tensor, "batch token"]) -> Int[torch.Tensor, " batch"]:

@@ -23,7 +23,6 @@ negatives refine it.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,13 @@ from tqdm import tqdm
 
 from . import shapes
 from .fusion import MATCH, NO_MATCH, LoadedBLIP, itm_logits
-from .training import TrainingRecord, clip_loss, sample_unique_caption_batch
+from .training import (
+    TrainingRecord,
+    adamw_optimizer,
+    clip_loss,
+    sample_unique_caption_batch,
+    warmup_cosine_learning_rate,
+)
 
 
 def changed_attribute_caption(obj: shapes.ShapeObject, attribute: str, rng: np.random.Generator) -> str:
@@ -139,13 +144,6 @@ def _itm_and_itc_losses(
     return itm_loss, itc_loss
 
 
-def _learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def train_itm(
     loaded: LoadedBLIP,
     data: shapes.ShapesDataset,
@@ -194,15 +192,7 @@ def train_itm(
     rng = np.random.default_rng(seed)
     pixels = loaded.pixel_values(data.images)
 
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        is_matrix = parameter.ndim >= 2 and "embedding" not in name
-        (decay if is_matrix else no_decay).append(parameter)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-        betas=(0.9, 0.98),
-    )
+    optimizer = adamw_optimizer(model, learning_rate, weight_decay)
     record = ITMTrainingRecord(
         steps=steps,
         batch_size=batch_size,
@@ -226,7 +216,7 @@ def train_itm(
     bar = tqdm(range(steps), desc="ITM training", disable=not progress, mininterval=15)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, steps, learning_rate, warmup_steps)
+            group["lr"] = warmup_cosine_learning_rate(step, steps, learning_rate, warmup_steps)
         batch = sample_unique_caption_batch(rng, data.captions, batch_size)
         positives = [data.captions[i] for i in batch]
         negatives = _negative_captions(data, batch, rng, swap_probability, easy_probability)

@@ -75,11 +75,25 @@ def sample_unique_caption_batch(rng: np.random.Generator, captions: Sequence[str
     return np.array(chosen)
 
 
-def _learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
+def warmup_cosine_learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Return the learning rate of ``step``: linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0."""
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def adamw_optimizer(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """Return AdamW (betas 0.9, 0.98) that decays weight matrices and leaves biases, norms and embeddings alone."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        is_matrix = parameter.ndim >= 2 and "embedding" not in name
+        (decay if is_matrix else no_decay).append(parameter)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=learning_rate,
+        betas=(0.9, 0.98),
+    )
 
 
 def train_clip(
@@ -125,16 +139,7 @@ def train_clip(
     caption_row = {caption: i for i, caption in enumerate(distinct)}
     rows = torch.tensor([caption_row[c] for c in captions])
 
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        is_matrix = parameter.ndim >= 2 and "embedding" not in name
-        (decay if is_matrix else no_decay).append(parameter)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-        betas=(0.9, 0.98),
-    )
-
+    optimizer = adamw_optimizer(model, learning_rate, weight_decay)
     record = TrainingRecord(
         steps=steps,
         batch_size=batch_size,
@@ -152,7 +157,7 @@ def train_clip(
     bar = tqdm(range(steps), desc="training", disable=not progress, mininterval=15)
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, steps, learning_rate, warmup_steps)
+            group["lr"] = warmup_cosine_learning_rate(step, steps, learning_rate, warmup_steps)
         batch = torch.from_numpy(sample_unique_caption_batch(rng, captions, batch_size))
         token_rows = rows[batch]
         outputs = model(

@@ -6,7 +6,14 @@ from transformers import CLIPModel
 from helpers import encoding, shapes
 from helpers.embedded import clip_image_processor, shapes_clip_config
 from helpers.loading import LoadedCLIP
-from helpers.training import TrainingRecord, clip_loss, sample_unique_caption_batch, train_clip
+from helpers.training import (
+    TrainingRecord,
+    adamw_optimizer,
+    clip_loss,
+    sample_unique_caption_batch,
+    train_clip,
+    warmup_cosine_learning_rate,
+)
 from helpers.vocabulary import build_tokenizer
 
 
@@ -58,3 +65,26 @@ def test_training_rejects_unpaired_inputs():
     model = CLIPModel(shapes_clip_config(tokenizer, width=32, layers=1, heads=2))
     with pytest.raises(ValueError, match="pair up"):
         train_clip(model, tokenizer, torch.zeros(3, 3, 32, 32), ["a", "b"], steps=1, progress=False)
+
+
+def test_schedule_warms_up_then_decays():
+    rates = [warmup_cosine_learning_rate(step, 110, 1.0, 10) for step in range(110)]
+    assert rates[0] == pytest.approx(0.1)
+    assert rates[9] == pytest.approx(1.0)
+    assert rates[10] == pytest.approx(1.0)
+    assert rates[60] == pytest.approx(0.5)
+    assert rates[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 99 / 100)))
+    assert all(later <= earlier for earlier, later in zip(rates[9:], rates[10:]))
+
+
+def test_optimizer_decays_only_weight_matrices():
+    model = CLIPModel(shapes_clip_config(build_tokenizer(), width=32, layers=1, heads=2))
+    optimizer = adamw_optimizer(model, learning_rate=1e-3, weight_decay=0.1)
+    decayed, undecayed = optimizer.param_groups
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.1
+    assert undecayed["weight_decay"] == 0.0
+    assert all(parameter.ndim >= 2 for parameter in decayed["params"])
+    assert not any("embedding" in names[id(parameter)] for parameter in decayed["params"])
+    assert any(names[id(parameter)] == "logit_scale" for parameter in undecayed["params"])
+    assert len(decayed["params"]) + len(undecayed["params"]) == len(names)
