@@ -16,9 +16,6 @@ only, and no remote code is run.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +31,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .loading import _HUB_ID, ModelLoadError, _apply_default_permissions, check_checkpoint_folder
+from .folders import replace_folder
+from .loading import _HUB_ID, ModelLoadError, check_checkpoint_folder
 from .paths import MODELS_DIR
 from .vocabulary import caption_words
 
@@ -291,22 +289,10 @@ def save_blip(loaded: LoadedBLIP, folder: str | Path) -> Path:
     an interrupted save never leaves a half-written checkpoint. An existing
     ``folder`` is replaced.
     """
-    folder = Path(folder).resolve()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+
+    def write(staging: Path) -> None:
         loaded.model.save_pretrained(staging, safe_serialization=True)
         loaded.tokenizer.save_pretrained(staging)
         loaded.image_processor.save_pretrained(staging)
-        _apply_default_permissions(staging)
-        if folder.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, retired / folder.name)
-            os.replace(staging, folder)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return folder
+
+    return replace_folder(folder, write)

@@ -18,7 +18,6 @@ Weights load from safetensors only: pickle checkpoints (``.bin``, ``.pt``,
 from __future__ import annotations
 
 import json
-import os
 import logging
 import re
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 from transformers.utils import logging as transformers_logging
 
 from .embedded import EMBEDDED_MODELS, embedded_model_dir
+from .folders import replace_folder
 
 logger = logging.getLogger(__name__)
 # Weight-loading progress bars of transformers only clutter notebook outputs.
@@ -188,16 +188,6 @@ def load_clip(spec: str, device: str | torch.device = "cpu") -> LoadedCLIP:
     return loaded
 
 
-def _apply_default_permissions(folder: Path) -> None:
-    # mkdtemp creates 0700 folders and some writers create 0600 files; give the
-    # checkpoint the modes a plain mkdir and open would have under this umask.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for path in folder.iterdir():
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def save_clip(model: CLIPModel, tokenizer, image_processor, folder: str | Path) -> Path:
     """Save a CLIP checkpoint (safetensors), tokenizer and image processor to ``folder``.
 
@@ -205,25 +195,10 @@ def save_clip(model: CLIPModel, tokenizer, image_processor, folder: str | Path) 
     into place, so an interrupted save never leaves a half-written checkpoint.
     An existing ``folder`` is replaced.
     """
-    import shutil
-    import tempfile
 
-    folder = Path(folder).resolve()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    def write(staging: Path) -> None:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         image_processor.save_pretrained(staging)
-        _apply_default_permissions(staging)
-        if folder.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, retired / folder.name)
-            os.replace(staging, folder)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return folder
+
+    return replace_folder(folder, write)

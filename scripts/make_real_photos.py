@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +29,9 @@ import numpy as np
 import skimage.data
 from PIL import Image
 from sklearn.datasets import load_sample_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from helpers.folders import replace_folder  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = REPO_ROOT / "data" / "real_photos"
@@ -154,31 +154,11 @@ def write_folder(folder: Path) -> None:
     )
 
 
-def replace_folder(output: Path) -> None:
-    """Write a fresh set into a temporary sibling of ``output``, then swap it into place."""
-    output = output.resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
-        write_folder(staging)
-        os.chmod(staging, 0o755)
-        if output.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{output.name}.old.", dir=output.parent))
-            os.replace(output, retired / output.name)
-            os.replace(staging, output)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, output)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT, help="folder to (re)create")
     args = parser.parse_args()
-    replace_folder(args.output)
+    replace_folder(args.output, write_folder)
     total = sum(p.stat().st_size for p in args.output.iterdir())
     print(f"wrote {len(PHOTOS)} photographs to {args.output} ({total / 1e6:.2f} MB)")
     return 0

@@ -11,7 +11,6 @@ import csv
 import hashlib
 import json
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from safetensors.torch import load_file
 
 from helpers import ModelLoadError, load_clip
 from helpers.datasets import check_dataset, load_dataset
+from helpers.folders import replace_folder
 from helpers.image_folders import CaptionFileError, DatasetError, DatasetWarning
 from helpers.params import ParameterError, resolve_device
 
@@ -363,13 +363,7 @@ def test_notebook_run_writes_nothing_into_repository(tmp_path):
     assert digest() == before
 
 
-def test_real_photos_replacement_is_atomic(tmp_path, monkeypatch):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_real_photos", REPO_ROOT / "scripts" / "make_real_photos.py")
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "make_real_photos", script)
-    spec.loader.exec_module(script)
+def test_interrupted_folder_write_keeps_old(tmp_path):
     output = tmp_path / "real_photos"
     output.mkdir()
     (output / "keep.txt").write_text("previous set")
@@ -378,8 +372,21 @@ def test_real_photos_replacement_is_atomic(tmp_path, monkeypatch):
         (folder / "partial.jpg").write_bytes(b"half")
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(script, "write_folder", fail_half_way)
     with pytest.raises(RuntimeError, match="interrupted"):
-        script.replace_folder(output)
+        replace_folder(output, fail_half_way)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["real_photos"]
     assert sorted(p.name for p in output.iterdir()) == ["keep.txt"]
+
+
+def test_folder_write_replaces_old(tmp_path):
+    output = tmp_path / "set"
+    output.mkdir()
+    (output / "old.txt").write_text("previous set")
+
+    def write(folder):
+        (folder / "new.txt").write_text("fresh")
+
+    assert replace_folder(output, write) == output.resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+    assert (output / "new.txt").read_text() == "fresh"
+    assert not (output / "old.txt").exists()
