@@ -53,6 +53,9 @@ def execute(notebook: Path, output: Path, parameters: dict) -> dict:
             cwd=str(REPO_ROOT),
             progress_bar=False,
             kernel_name="python3",
+            # ipykernel warns at start-up that its loopback TCP channels are not
+            # encrypted; errors from the kernel process still reach the log.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError as error:
         status = f"failed: {error.ename}: {error.evalue}"
