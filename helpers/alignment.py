@@ -20,6 +20,7 @@ from . import encoding, metrics
 from .hooked_text import HookedTextTower
 from .hooked_vision import hooked_vision_tower
 from .loading import LoadedCLIP
+from .params import ParameterError, check_int
 
 METRICS: tuple[str, ...] = ("linear CKA", "debiased CKA", "mutual kNN", "CKNNA")
 
@@ -108,6 +109,27 @@ def layer_alignment(
         for name, value in all_metrics(layers.vision[i], text[j], k).items():
             result[name][i, j] = value
     return result
+
+
+def largest_k(n: int, subsample_fraction: float = 0.8) -> int:
+    """Return the largest neighbour count ``k`` that every metric and :func:`bootstrap_intervals` accept for ``n`` pairs.
+
+    The kNN intervals draw subsets of ``round(subsample_fraction * n)`` pairs,
+    and a subset must hold more than ``k + 1`` of them.
+    """
+    return int(round(subsample_fraction * n)) - 2
+
+
+def check_neighbours(k: int, n: int) -> int:
+    """Return ``k`` if the metrics and their intervals accept it for ``n`` pairs, else raise ``ParameterError``."""
+    check_int("k", k, minimum=1)
+    largest = largest_k(n)
+    if k > largest:
+        raise ParameterError(
+            f"parameter k={k} must be at most {largest} for {n} image-caption pairs: the interval subsets hold "
+            f"80 % of the pairs and need more than k + 1; lower k or use more images"
+        )
+    return k
 
 
 def bootstrap_intervals(

@@ -100,9 +100,15 @@ def check_checkpoint_folder(
             "(config.json, model.safetensors, tokenizer files, preprocessor_config.json)"
         )
     try:
-        found_type = json.loads(config_file.read_text()).get("model_type")
+        config = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelLoadError(f"config.json in {str(path)!r} is not valid JSON: {error}") from None
+    found_type = config.get("model_type") if isinstance(config, dict) else None
+    if found_type is None:
+        raise ModelLoadError(
+            f"config.json in {str(path)!r} has no model_type; expected model_type {model_type!r} as "
+            f"save_pretrained writes it for a Hugging Face {family} checkpoint"
+        )
     if found_type != model_type:
         if expected is None:
             expected = f"a CLIP dual encoder (model_type 'clip'); {_embedded_hint()}"

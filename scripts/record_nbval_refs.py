@@ -47,7 +47,13 @@ def main() -> int:
             output = REFERENCE_DIR / notebook.name
             print(f"recording {output.relative_to(REPO_ROOT)}", flush=True)
             papermill.execute_notebook(
-                str(notebook), str(output), parameters={"quick": True}, cwd=str(REPO_ROOT), progress_bar=False
+                str(notebook),
+                str(output),
+                parameters={"quick": True},
+                cwd=str(REPO_ROOT),
+                progress_bar=False,
+                # Leaves out ipykernel's start-up warning about unencrypted loopback TCP.
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
             strip_unchecked_outputs(output)
     return 0

@@ -4,6 +4,7 @@ import torch
 
 from helpers import alignment, load_clip, metrics
 from helpers.datasets import load_dataset
+from helpers.params import ParameterError
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,21 @@ def test_subset_alignment_skips_small_subsets():
     assert [row["value"] for row in rows] == ["red"]
     assert rows[0]["pairs"] == 50
     assert rows[0]["linear CKA"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [16, 50, 200, 1000])
+def test_largest_k_fits_interval_subsets(n):
+    x, y = torch.randn(n, 8), torch.randn(n, 8)
+    k = alignment.largest_k(n)
+    assert alignment.check_neighbours(k, n) == k
+    intervals = alignment.bootstrap_intervals(x, y, k, n_resamples=2)
+    assert set(intervals) == set(alignment.METRICS)
+    with pytest.raises(ValueError, match="too small"):
+        alignment.bootstrap_intervals(x, y, k + 1, n_resamples=2)
+
+
+def test_check_neighbours_names_limit():
+    with pytest.raises(ParameterError, match="k=159 must be at most 158 for 200 image-caption pairs"):
+        alignment.check_neighbours(159, 200)
+    with pytest.raises(ParameterError, match="k=0 must be at least 1"):
+        alignment.check_neighbours(0, 200)

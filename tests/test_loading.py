@@ -80,6 +80,13 @@ def test_invalid_config_json_rejected(tmp_path):
         load_clip(str(tmp_path))
 
 
+@pytest.mark.parametrize("config", ['{"hidden_size": 8}', "[1, 2]"])
+def test_config_without_model_type_rejected(tmp_path, config):
+    (tmp_path / "config.json").write_text(config)
+    with pytest.raises(ModelLoadError, match="has no model_type; expected model_type 'clip'"):
+        load_clip(str(tmp_path))
+
+
 def test_save_replaces_folder_atomically(tmp_path, quick_gelu_clip_dir):
     loaded = load_clip(str(quick_gelu_clip_dir))
     target = tmp_path / "copy"

@@ -88,12 +88,21 @@ def test_quick_runs_leave_sources_unchanged(quick_book):
     assert quick_book["data_before"] == tree_digest(REPO_ROOT / "data")
 
 
-def test_alignment_rejects_k_not_below_n(tmp_path):
+@pytest.mark.parametrize(
+    "parameters, message",
+    [
+        # Quick mode embeds 200 images, so k is checked against 200, not n_images.
+        ({"k": 500, "quick": True}, "parameter k=500 must be at most 158 for 200 image-caption pairs"),
+        # The shipped photo folder contains 16 images, fewer than the 50 requested.
+        ({"k": 12, "dataset": "data/real_photos", "n_images": 50}, "parameter k=12 must be at most 11 for 16 image-caption pairs"),
+    ],
+)
+def test_alignment_rejects_k_too_large(tmp_path, parameters, message):
     notebook = REPO_ROOT / "notebooks" / "02_embedding_alignment.ipynb"
     with pytest.raises(papermill.PapermillExecutionError) as caught:
         papermill.execute_notebook(
-            str(notebook), str(tmp_path / "out.ipynb"), parameters={"n_images": 50, "k": 50},
+            str(notebook), str(tmp_path / "out.ipynb"), parameters=parameters,
             cwd=str(REPO_ROOT), progress_bar=False,
         )
     assert caught.value.ename == "ParameterError"
-    assert "parameter k=50 must be at most 48" in caught.value.evalue
+    assert message in caught.value.evalue
