@@ -79,8 +79,8 @@ def retain_freed_memory(max_retained_bytes: int = DEFAULT_MAX_RETAINED_BYTES) ->
     libc = _glibc()
     if libc is None:
         return AllocatorSettings(False, None, f"not glibc ({platform.system()} {platform.libc_ver()[0] or 'unknown libc'})")
-    # A C library may reject a threshold. Setting the mmap threshold first means
-    # that a rejection there leaves both thresholds as they were.
+    # glibc may reject a threshold. Setting the mmap threshold first means that
+    # a rejection there leaves both thresholds as they were.
     if not libc.mallopt(M_MMAP_THRESHOLD, max_retained_bytes):
         return AllocatorSettings(False, None, f"glibc rejected an mmap threshold of {max_retained_bytes} bytes")
     if not libc.mallopt(M_TRIM_THRESHOLD, max_retained_bytes):
